@@ -100,9 +100,11 @@ class Backend(ABC):
     architecture_ids: tuple[str, ...] = ()
     # Fields of the preset's [backend.<name>] table.
     options: tuple[Field, ...] = ()
-    # Import name checked by "Check install", and how the install is usually done.
-    import_probe: str = ""
-    install_hint: str = ""
+    # What "Check install" verifies: modules the trainer's python must import, files its checkout must have,
+    # and the install steps shown when something is missing.
+    probe_modules: tuple[str, ...] = ()
+    required_files: tuple[str, ...] = ()
+    install_steps: str = ""
 
     @property
     def architectures(self) -> dict[str, Architecture]:

@@ -13,6 +13,8 @@ from studio.settings import Settings, load_settings
 class GuiContext:
     settings_path: str
     settings: Settings = field(init=False)
+    # The Blocks being built, so a tab can register page-load events (set by gui.app.build_app).
+    app: gr.Blocks | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.reload()

@@ -142,3 +142,40 @@ def save_settings(settings: Settings, path: str | os.PathLike[str] | None = None
         table[name] = sub
     doc["trainers"] = table
     return write_text_atomic(target, tomlkit.dumps(doc), mode=0o600)
+
+
+def discover_pythons(install_dir: str = "") -> list[str]:
+    """Interpreters a trainer could run in: venvs inside its checkout and conda envs in the usual places.
+
+    The GUI offers only these (plus what the settings file already names): a path typed into a browser is never
+    used as an executable.
+    """
+    home = Path.home()
+    patterns = []
+    if install_dir:
+        patterns += [Path(install_dir) / name / "bin" / "python" for name in ("venv", ".venv", "env")]
+        patterns += [Path(install_dir) / name / "Scripts" / "python.exe" for name in ("venv", ".venv")]
+    for conda in (home / "miniconda3", home / "anaconda3", home / "miniforge3", Path("/opt/conda")):
+        if conda.is_dir():
+            patterns += sorted((conda / "envs").glob("*/bin/python"))
+    return [str(p) for p in patterns if p.is_file() and os.access(p, os.X_OK)]
+
+
+def set_setting(settings: Settings, dotted: str, value: str) -> Settings:
+    """Change one setting from the command line (``trainers.musubi_tuner.python`` style keys)."""
+    data = asdict(settings)
+    if dotted.startswith("trainers."):
+        _, name, key = (dotted.split(".") + ["", ""])[:3]
+        if name not in TRAINER_NAMES or key not in ("install_dir", "python"):
+            raise SettingsError(f"{dotted}: expected trainers.<{'|'.join(TRAINER_NAMES)}>.<install_dir|python>")
+        data["trainers"][name][key] = value
+    elif dotted == "default_gpu":
+        if not value.isdigit():
+            raise SettingsError("default_gpu: expected a GPU index like 0")
+        data["default_gpu"] = int(value)
+    elif dotted in data and dotted not in ("path", "trainers"):
+        data[dotted] = value
+    else:
+        raise SettingsError(f"{dotted}: unknown setting; known: {', '.join(k for k in data if k != 'path')}")
+    path = data.pop("path")
+    return settings_from_dict(data, path)
