@@ -165,7 +165,7 @@ def set_setting(settings: Settings, dotted: str, value: str) -> Settings:
     """Change one setting from the command line (``trainers.musubi_tuner.python`` style keys)."""
     data = asdict(settings)
     if dotted.startswith("trainers."):
-        _, name, key = (dotted.split(".") + ["", ""])[:3]
+        _, name, key = [*dotted.split("."), "", ""][:3]
         if name not in TRAINER_NAMES or key not in ("install_dir", "python"):
             raise SettingsError(f"{dotted}: expected trainers.<{'|'.join(TRAINER_NAMES)}>.<install_dir|python>")
         data["trainers"][name][key] = value
