@@ -150,7 +150,13 @@ class Backend(ABC):
 
 def gpu_env(options: PlanOptions) -> dict[str, str]:
     """Environment every trainer process gets, whatever the trainer."""
-    env = {"PYTHONUNBUFFERED": "1", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+        # NVML (the studio's GPU list) numbers GPUs in PCI order, CUDA by default fastest first: make them agree
+        # so "GPU 1" in the GUI is GPU 1 for the trainer.
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }
     if any(needs_nccl_p2p_off(name) for name in options.gpu_names):
         # RTX 40xx consumer cards hang in NCCL P2P/IB setup (diffusion-pipe README launch line).
         env.update({"NCCL_P2P_DISABLE": "1", "NCCL_IB_DISABLE": "1"})
