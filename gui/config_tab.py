@@ -36,6 +36,7 @@ SECTION_TITLES = {
     "output": ("Output", "输出"),
 }
 OPEN_SECTIONS = ("dataset", "model")
+DEFAULT_PRESET = "musubi-wan21-t2v-1.3b-24gb"  # the seeds' most common starting point
 
 
 def build_config_tab(ctx: GuiContext) -> None:
@@ -76,15 +77,16 @@ def build_config_tab(ctx: GuiContext) -> None:
             for section in COMMON_SECTIONS:
                 en, zh = SECTION_TITLES[section]
                 with gr.Accordion(tr(f"cfg.section.{section}", en, zh), open=section in OPEN_SECTIONS):
-                    form.add(f for f in COMMON_FIELDS if f.section == section)
+                    form.add((f for f in COMMON_FIELDS if f.section == section), first)
             with gr.Accordion(tr("cfg.section.backend", "Trainer-specific options", "训练器专用选项"), open=False):
                 for name in backend_names():
-                    form.add(fields[name])
+                    form.add(fields[name], first)
         with gr.Column(scale=2):
             files_code = gr.Code(language=None, label=tr("cfg.files", "Generated files (read-only)",
-                                                          "生成的文件（只读）"), interactive=False, elem_id="cfg-files")
+                                                          "生成的文件（只读）"), interactive=False, elem_id="cfg-files",
+                                 lines=24, max_lines=60)
             commands_code = gr.Code(language="shell", label=tr("cfg.commands", "Commands (read-only)", "命令（只读）"),
-                                    interactive=False, elem_id="cfg-commands")
+                                    interactive=False, elem_id="cfg-commands", lines=12, max_lines=40)
 
     form_outputs = [backend_dd, arch_dd, name_tb, notes_tb, *form.components]
     view_outputs = [files_code, commands_code, findings_md, fix_dd]
@@ -117,7 +119,8 @@ def build_config_tab(ctx: GuiContext) -> None:
             findings.insert(0, Finding("error", preview.error.split(":")[0], preview.error))
         notes = "\n".join(f"- {n}" for n in preview.notes)
         fixes = [f.action.label for f in findings if f.action]
-        return [files_text or preview.error, preview.commands, findings_markdown(findings) + ("\n" + notes if notes
+        placeholder = "# No files: fix the error shown above." if preview.error else ""
+        return [files_text or placeholder, preview.commands, findings_markdown(findings) + ("\n" + notes if notes
                 else ""), gr.update(choices=fixes, value=fixes[0] if fixes else None)]
 
     def load(name: str) -> list[Any]:
@@ -191,7 +194,7 @@ def build_config_tab(ctx: GuiContext) -> None:
 
 def _initial_preset(library: dict[str, Path]) -> Preset:
     fields = backend_fields()
-    for name in sorted(library):
+    for name in sorted(library, key=lambda n: (n != DEFAULT_PRESET, n)):
         try:
             return load_preset(library[name], fields)
         except PresetError:

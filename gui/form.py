@@ -25,21 +25,22 @@ class FormField:
     component: gr.components.Component
 
 
-def make_component(f: Field) -> gr.components.Component:
+def make_component(f: Field, value: Any, visible: bool) -> gr.components.Component:
     label = tr(f"field.{f.path}", f.title, f.label_zh or f.title)
     info = tr(f"field.{f.path}.help", f.help, f.help_zh or f.help)
     elem_id = "f-" + f.path.replace(".", "-")
     if f.kind == "bool":
-        return gr.Checkbox(value=f.default, label=label, info=info, elem_id=elem_id)
+        return gr.Checkbox(value=value, label=label, info=info, elem_id=elem_id, visible=visible)
     if f.kind == "choice":
-        return gr.Dropdown(choices=list(f.choices), value=f.default, label=label, info=info, elem_id=elem_id)
+        return gr.Dropdown(choices=list(f.choices), value=value, label=label, info=info, elem_id=elem_id,
+                           visible=visible)
     if f.kind in ("int", "float"):
-        return gr.Number(value=f.default, label=label, info=info, elem_id=elem_id,
+        return gr.Number(value=value, label=label, info=info, elem_id=elem_id, visible=visible,
                          precision=0 if f.kind == "int" else None, minimum=f.minimum, maximum=f.maximum)
     if f.kind in LIST_KINDS:
-        return gr.Textbox(value=to_widget(f, f.default), label=label, info=info, elem_id=elem_id,
+        return gr.Textbox(value=to_widget(f, value), label=label, info=info, elem_id=elem_id, visible=visible,
                           placeholder="1, 33" if f.kind != "size" else "832, 480")
-    return gr.Textbox(value=f.default, label=label, info=info, elem_id=elem_id,
+    return gr.Textbox(value=value, label=label, info=info, elem_id=elem_id, visible=visible,
                       placeholder="${MODELS}/..." if f.kind == "path" else "")
 
 
@@ -79,9 +80,11 @@ class PresetForm:
     def __init__(self) -> None:
         self.items: list[FormField] = []
 
-    def add(self, fields: Iterable[Field]) -> None:
-        """Create the widgets for ``fields`` in the current layout context (an accordion, a column)."""
-        self.items.extend(FormField(f, make_component(f)) for f in fields)
+    def add(self, fields: Iterable[Field], preset: Preset) -> None:
+        """Create the widgets for ``fields`` in the current layout context, showing ``preset``'s values."""
+        for f in fields:
+            value = preset.values.get(f.section, {}).get(f.key, f.default)
+            self.items.append(FormField(f, make_component(f, value, _visible(f, preset.backend, preset.architecture))))
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -106,9 +109,7 @@ class PresetForm:
         updates = []
         for item in self.items:
             f = item.field
-            visible = f.applies_to(preset.architecture) and (
-                not f.section.startswith("backend.") or f.section == f"backend.{preset.backend}"
-            )
+            visible = _visible(f, preset.backend, preset.architecture)
             if f.section in preset.values and f.key in preset.values[f.section]:
                 updates.append(gr.update(value=to_widget(f, preset.values[f.section][f.key]), visible=visible))
             else:
@@ -116,9 +117,10 @@ class PresetForm:
         return updates
 
     def visibility_for(self, backend: str, architecture: str) -> list[Any]:
-        return [
-            gr.update(visible=item.field.applies_to(architecture)
-                      and (not item.field.section.startswith("backend.")
-                           or item.field.section == f"backend.{backend}"))
-            for item in self.items
-        ]
+        return [gr.update(visible=_visible(item.field, backend, architecture)) for item in self.items]
+
+
+def _visible(f: Field, backend: str, architecture: str) -> bool:
+    """Only this trainer's options and the fields that apply to this model are shown."""
+    mine = not f.section.startswith("backend.") or f.section == f"backend.{backend}"
+    return mine and f.applies_to(architecture)

@@ -64,6 +64,11 @@ def render() -> str:
         parts.append("Architectures: " + ", ".join(f"`{a}`" for a in backend.architecture_ids) + "\n")
         parts.extend(field_rows(backend.options))
         parts.append("")
+    parts.append("## Shipped presets\n")
+    parts.append("| file | trainer | model | what it is for |")
+    parts.append("|---|---|---|---|")
+    parts.extend(_shipped_rows())
+    parts.append("")
     parts.append("## Architecture ids\n")
     parts.append("| id | model | frames | model fps |")
     parts.append("|---|---|---|---|")
@@ -71,6 +76,18 @@ def render() -> str:
         rule = f"{arch.frame_step}N+1" + (f", at least {arch.min_frames}" if arch.min_frames > 1 else "")
         parts.append(f"| `{arch.id}` | {arch.label} | {rule} | {arch.model_fps:g} |")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _shipped_rows() -> list[str]:
+    from backends import backend_fields
+    from studio.presets import SHIPPED_DIR, load_preset
+
+    rows = []
+    for path in sorted(SHIPPED_DIR.glob("*.toml")):
+        preset = load_preset(path, backend_fields())
+        notes = " ".join(preset.meta.get("notes", "").split()).replace("|", "/")
+        rows.append(f"| `presets/{path.name}` | {preset.backend} | `{preset.architecture}` | {notes} |")
+    return rows
 
 
 def main(argv: list[str]) -> int:

@@ -104,7 +104,10 @@ def app_server(studio_home: Path) -> Iterator[AppServer]:
 def browser():
     if not CHROMIUM:
         pytest.fail("Debian chromium is required for browser tests: apt-get install chromium (see .ci/run)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Gradio answers over a queue; on a loaded 2-core CI machine 5 s (Playwright's default) is too tight.
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(

@@ -40,6 +40,7 @@ def test_load_edit_preview_save(app_server, page):
     expect(page.locator("#cfg-commands .cm-content")).to_contain_text("deepspeed")
     expect(page.locator("#cfg-files .cm-content")).to_contain_text("rank = ")
 
+    page.get_by_role("button", name="LoRA network").click()
     rank = page.locator("#f-network-rank input")
     rank.fill("48")
     rank.press("Tab")
@@ -58,8 +59,8 @@ def test_load_edit_preview_save(app_server, page):
 def test_bad_value_is_explained_and_not_saved(app_server, page):
     open_config(page, app_server.url)
     frames = page.locator("#f-dataset-frames input, #f-dataset-frames textarea").first
-    frames.fill("1, thirty")
-    frames.press("Tab")
+    frames.fill("")
+    frames.press_sequentially("1, thirty")  # Gradio's input event follows key presses, not a programmatic fill
     expect(page.locator("#cfg-findings")).to_contain_text(re.compile(r"dataset\.frames.*is not a list"))
     page.locator("#cfg-save").click()
     expect(page.locator("#cfg-status")).to_contain_text("dataset.frames")
