@@ -27,6 +27,7 @@ from studio.catalogue import CATALOGUE_TRAINERS, ModelSet, load_catalogue
 from studio.download_jobs import active_job_for, cancel_job, list_jobs, start_job_process
 from studio.downloads import DownloadError, local_status, target_dir
 from studio.fields import PresetError
+from studio.weights_rules import trainer_label
 
 ALL = "all"
 JOBS_SHOWN = 6
@@ -67,7 +68,7 @@ def build_download_tab(ctx: GuiContext) -> None:
                    "then fill a preset's model paths with one click and check them.",
                    "只下载训练器需要的文件（可断点续传，并与仓库清单校验），然后一键填入预设的模型路径并检查。"))
     with gr.Row():
-        trainer_dd = gr.Dropdown([(tr("dl.all", "All", "全部"), ALL), *[(t, t) for t in CATALOGUE_TRAINERS]],
+        trainer_dd = gr.Dropdown([(tr("dl.all", "All", "全部"), ALL), *[(trainer_label(t), t) for t in CATALOGUE_TRAINERS]],
                                  value=ALL, label=tr("dl.trainer", "Trainer", "训练器"), elem_id="dl-trainer")
         arch_dd = gr.Dropdown([(tr("dl.all", "All", "全部"), ALL), *[(a.label, a.id) for a in ARCHITECTURES.values()]],
                               value=ALL, label=tr("dl.arch", "Model", "模型"), elem_id="dl-arch")
@@ -129,6 +130,12 @@ def build_download_tab(ctx: GuiContext) -> None:
             return pick(request, "No running download for this set.", "此模型集没有正在进行的下载。")
         return cancel_job(job.job_id)
 
+    def source_changed(chosen_source: str) -> Any:
+        # Each hub has its own address; a Hugging Face mirror URL means nothing to ModelScope.
+        if chosen_source == "hf":
+            return gr.update(value=ctx.settings.hf_endpoint, placeholder="https://huggingface.co")
+        return gr.update(value="", placeholder="https://www.modelscope.cn")
+
     def tick(request: gr.Request) -> str:
         return progress_html(list_jobs(JOBS_SHOWN), request)
 
@@ -161,6 +168,7 @@ def build_download_tab(ctx: GuiContext) -> None:
     start_btn.click(start, [set_dd, source, endpoint], [message, progress]).then(
         show_table, [*filters, set_dd], [table, set_dd])
     cancel_btn.click(cancel, [set_dd], [message])
+    source.change(source_changed, [source], [endpoint])
     timer.tick(tick, None, [progress], concurrency_limit=None, show_progress="hidden")
     fill_btn.click(fill, [preset_dd, set_dd], [fill_result, check_result])
     check_btn.click(check, [preset_dd], [check_result])

@@ -68,7 +68,11 @@ def set_details(model_set: ModelSet | None, target: str, request: Any = None) ->
 
 
 def _gb(size: float) -> str:
-    return f"{size / 1e9:.2f} GB"
+    """Sizes as the hub pages show them (decimal units), small files in MB/kB so they do not read 0.00 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{int(size)} B"
 
 
 def _bar(fraction: float, label: str, elem_class: str) -> str:

@@ -182,7 +182,8 @@ def test_export_rewrites_absolute_paths_under_roots():
 
 def test_save_is_atomic_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     preset = new_preset(FIELDS, "musubi_tuner", "wan2.1-t2v-1.3b", "atomic")
-    path = save_preset(preset, tmp_path)
+    folder = tmp_path / "presets"
+    path = save_preset(preset, folder)
     before = path.read_text()
     changed = apply_overrides(preset, ["network.rank=8"], FIELDS)
 
@@ -191,9 +192,9 @@ def test_save_is_atomic_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        save_preset(changed, tmp_path)
+        save_preset(changed, folder)
     assert path.read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == [path.name], "no temp file left behind"
+    assert [p.name for p in folder.iterdir()] == [path.name], "no temp file left behind"
 
 
 def test_user_presets_shadow_shipped_ones_and_broken_files_are_skipped(tmp_path):
