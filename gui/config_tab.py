@@ -179,17 +179,22 @@ def build_config_tab(ctx: GuiContext) -> None:
         fixed = apply_fix(preset, action)
         return [fixed, *show(fixed), f"Applied: {action.label}"]
 
-    load_btn.click(load, [preset_dd], [state, *form_outputs, status]).then(refresh, editable, view_outputs)
-    backend_dd.input(change_backend, editable, [state, *form_outputs]).then(refresh, editable, view_outputs)
-    arch_dd.input(change_arch, editable, [state, *form.components]).then(refresh, editable, view_outputs)
-    gr.on([c.input for c in (name_tb, notes_tb, *form.components)], refresh, editable, view_outputs,
-          show_progress="hidden")
+    # Refreshes share one ordered lane, so a slow page-load refresh can never land after (and overwrite) the
+    # refresh of a later edit.
+    ordered = {"concurrency_id": "cfg-refresh", "concurrency_limit": 1, "show_progress": "hidden"}
+    load_btn.click(load, [preset_dd], [state, *form_outputs, status]).then(refresh, editable, view_outputs,
+                                                                          **ordered)
+    backend_dd.input(change_backend, editable, [state, *form_outputs]).then(refresh, editable, view_outputs,
+                                                                          **ordered)
+    arch_dd.input(change_arch, editable, [state, *form.components]).then(refresh, editable, view_outputs, **ordered)
+    gr.on([c.input for c in (name_tb, notes_tb, *form.components)], refresh, editable, view_outputs, **ordered)
     save_btn.click(save, editable, [preset_dd, status])
     export_btn.click(export, editable, [export_file, status])
     import_btn.upload(import_file, [import_btn], [state, *form_outputs, status]).then(refresh, editable,
-                                                                                     view_outputs)
-    fix_btn.click(fix, editable | {fix_dd}, [state, *form_outputs, status]).then(refresh, editable, view_outputs)
-    ctx.app.load(refresh, editable, view_outputs)
+                                                                                     view_outputs, **ordered)
+    fix_btn.click(fix, editable | {fix_dd}, [state, *form_outputs, status]).then(refresh, editable, view_outputs,
+                                                                                 **ordered)
+    ctx.app.load(refresh, editable, view_outputs, **ordered)
 
 
 def _initial_preset(library: dict[str, Path]) -> Preset:

@@ -197,10 +197,6 @@ def _load(ctx: GuiContext, name: str) -> Preset:
 
 
 def _findings_text(preset: Preset, ctx: GuiContext, request: Any) -> str:
-    import importlib.util
-
-    if importlib.util.find_spec("studio.preflight") is None:
-        return ""
     from studio.preflight import check
 
     findings = check(preset, ctx.settings, media=None, gpus=detect_gpus())

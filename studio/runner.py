@@ -8,7 +8,6 @@ Callers only read job folders, write stop requests, and (under the queue lock) s
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import json
 import os
 import socket
@@ -91,13 +90,11 @@ def pick_master_port(states: list[JobState]) -> int:
 
 
 def preflight_errors(preset: Preset, settings: Settings) -> list[Any]:
-    """Findings of level error from studio.preflight (when that module is installed), checked at Start."""
-    if importlib.util.find_spec("studio.preflight") is None:
-        return []
+    """Pre-flight errors (dataset scan, model files, VRAM, install) that block Start."""
     from studio.gpu import detect_gpus
-    from studio.preflight import check
+    from studio.preflight import blocking, check
 
-    return [f for f in check(preset, settings, media=None, gpus=detect_gpus()) if f.level == "error"]
+    return blocking(check(preset, settings, media=None, gpus=detect_gpus()))
 
 
 def start_preset(preset: Preset, settings: Settings, launch: LaunchOptions, *, resumed_from_job: str = "") -> JobState:
@@ -138,8 +135,6 @@ class CacheCheck:
 
 def check_cache(preset: Preset, settings: Settings) -> CacheCheck:
     """Ask studio.fingerprint whether the trainer caches are stale for this dataset and preset."""
-    if importlib.util.find_spec("studio.fingerprint") is None:
-        return CacheCheck()
     from studio import fingerprint, media
     from studio.fields import PresetError
     from studio.presets import resolve_path

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 def open_config(page, url: str) -> None:
     page.goto(url)
     page.get_by_role("tab", name="Config").click()
-    expect(page.locator("#cfg-commands")).to_be_visible()
+    expect(page.locator("#cfg-commands .cm-content")).to_contain_text("step 1")  # the page-load preview arrived
 
 
 def choose(page, elem_id: str, option: str) -> None:
