@@ -10,8 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from gui.dataset_view import pick
-from gui.i18n import tr
+from gui.i18n import pick, tr
 from studio.architectures import ARCHITECTURES
 from studio.media import dataset_folder, default_probe_cache, scan_folder
 from studio.preprocess import (

@@ -15,7 +15,6 @@ from gui.dataset_preprocess import build_preprocess_section
 from gui.dataset_view import (
     bucket_table,
     duration_figure,
-    pick,
     preview_table,
     resolution_figure,
     scan_table,
@@ -23,7 +22,7 @@ from gui.dataset_view import (
     simulation_table,
     summary_markdown,
 )
-from gui.i18n import tr
+from gui.i18n import pick, tr
 from studio import captions
 from studio.bucket_fixes import is_preprocess_fix
 from studio.fields import PresetError

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from gui.i18n import is_chinese
 from studio.buckets import BucketReport
 from studio.media import MediaInfo, media_problems, summarize
 
@@ -21,16 +22,6 @@ SIM_COLUMNS = ["File 文件", "Status 状态", "Counted frames 计数帧", "Fram
 BUCKET_COLUMNS = ["Dataset 数据集", "Width 宽", "Height 高", "Frames 帧", "Samples 样本", "Kept 保留", "Batches 批次"]
 PREVIEW_COLUMNS = ["Caption file 描述文件", "Now 当前", "New 修改后"]
 
-
-def is_chinese(request: Any) -> bool:
-    """The browser's language, for messages composed at run time (static labels go through gui.i18n.tr)."""
-    headers = getattr(request, "headers", None) or {}
-    language = headers.get("accept-language", "") if hasattr(headers, "get") else ""
-    return language.lower().startswith("zh")
-
-
-def pick(request: Any, en: str, zh: str) -> str:
-    return zh if is_chinese(request) else en
 
 
 def scan_table(media: list[MediaInfo]) -> pd.DataFrame:

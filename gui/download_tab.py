@@ -12,7 +12,6 @@ from typing import Any
 import gradio as gr
 
 from gui.context import GuiContext
-from gui.dataset_view import pick
 from gui.download_view import (
     catalogue_table,
     changes_markdown,
@@ -21,7 +20,7 @@ from gui.download_view import (
     set_details,
     title,
 )
-from gui.i18n import tr
+from gui.i18n import pick, tr
 from studio.architectures import ARCHITECTURES
 from studio.catalogue import CATALOGUE_TRAINERS, ModelSet, load_catalogue
 from studio.download_jobs import active_job_for, cancel_job, list_jobs, start_job_process

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from gui.dataset_view import pick
+from gui.i18n import pick
 from studio.catalogue import ModelSet
 from studio.download_jobs import ACTIVE, DownloadJob
 from studio.findings import Finding, sort_findings

@@ -28,3 +28,14 @@ def english(key: str) -> str:
 def make_i18n() -> gr.I18n:
     # "zh" covers browsers that report a bare language tag, "zh-CN" the usual mainland locale.
     return gr.I18n(en=dict(_EN), zh=dict(_ZH), **{"zh-CN": dict(_ZH)})
+
+
+def is_chinese(request: object) -> bool:
+    """The browser's language, for messages composed at run time (static labels go through ``tr``)."""
+    headers = getattr(request, "headers", None) or {}
+    language = headers.get("accept-language", "") if hasattr(headers, "get") else ""
+    return language.lower().startswith("zh")
+
+
+def pick(request: object, en: str, zh: str) -> str:
+    return zh if is_chinese(request) else en

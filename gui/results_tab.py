@@ -11,8 +11,8 @@ import pandas as pd
 
 from backends import get_backend
 from gui.context import GuiContext
-from gui.i18n import tr
-from gui.train_view import job_label, pick
+from gui.i18n import pick, tr
+from gui.train_view import job_label
 from studio import runner
 from studio.jobs import JobError
 from studio.outcome import spec_from_dict

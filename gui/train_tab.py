@@ -13,9 +13,9 @@ import gradio as gr
 
 from backends import PlanOptions, backend_fields, get_backend
 from gui.context import GuiContext, username
-from gui.i18n import tr
+from gui.i18n import pick, tr
 from gui.loss_plot import loss_figure
-from gui.train_view import gpu_markdown, job_label, pick, plot_labels, progress_html, status_markdown
+from gui.train_view import gpu_markdown, job_label, plot_labels, progress_html, status_markdown
 from studio import jobs, runner
 from studio.config_service import findings_markdown
 from studio.fields import PresetError

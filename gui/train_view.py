@@ -10,6 +10,7 @@ import math
 import time
 from typing import Any
 
+from gui.i18n import pick
 from studio.gpu import GpuSample
 from studio.jobs import JobState
 
@@ -28,15 +29,6 @@ BANNER_TEXT = {
               "若一直不动，请停止后续训。"),
 }
 
-
-def is_chinese(request: Any) -> bool:
-    headers = getattr(request, "headers", None) or {}
-    language = headers.get("accept-language", "") if hasattr(headers, "get") else ""
-    return language.lower().startswith("zh")
-
-
-def pick(request: Any, en: str, zh: str) -> str:
-    return zh if is_chinese(request) else en
 
 
 def duration(seconds: float | None) -> str:
