@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from studio import vram  # noqa: E402
+from studio import vram_model as vram  # noqa: E402
 from studio.vram import MemorySettings, breakdown_of  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"

@@ -13,6 +13,10 @@ import gradio as gr
 from gui.context import GuiContext
 from gui.dataset_preprocess import build_preprocess_section
 from gui.dataset_view import (
+    BUCKET_COLUMNS,
+    PREVIEW_COLUMNS,
+    SCAN_COLUMNS,
+    SIM_COLUMNS,
     bucket_table,
     duration_figure,
     preview_table,
@@ -97,14 +101,17 @@ def build_dataset_tab(ctx: GuiContext) -> None:
     with gr.Row():
         res_plot = gr.Plot(label=tr("ds.res", "Resolutions", "分辨率"), elem_id="ds-res-plot")
         dur_plot = gr.Plot(label=tr("ds.dur", "Durations", "时长"), elem_id="ds-dur-plot")
-    table = gr.Dataframe(label=tr("ds.table", "Files", "文件"), interactive=False, wrap=True, elem_id="ds-table")
+    table = gr.Dataframe(headers=SCAN_COLUMNS, label=tr("ds.table", "Files", "文件"), interactive=False, wrap=True,
+                         elem_id="ds-table")
 
     with gr.Accordion(tr("ds.sim", "What the trainer will do (bucket simulation)", "训练器会怎么做（分桶模拟）"),
                       open=True):
         sim_summary = gr.Markdown(elem_id="ds-sim-summary")
-        sim_table = gr.Dataframe(label=tr("ds.sim.table", "Per file", "逐个文件"), interactive=False, wrap=True,
+        sim_table = gr.Dataframe(headers=SIM_COLUMNS, label=tr("ds.sim.table", "Per file", "逐个文件"),
+                                 interactive=False, wrap=True,
                                  elem_id="ds-sim-table")
-        buckets = gr.Dataframe(label=tr("ds.sim.buckets", "Size buckets after batching", "分批后的尺寸桶"),
+        buckets = gr.Dataframe(headers=BUCKET_COLUMNS,
+                               label=tr("ds.sim.buckets", "Size buckets after batching", "分批后的尺寸桶"),
                                interactive=False, elem_id="ds-sim-buckets")
         with gr.Row():
             fix_choice = gr.Dropdown([], label=tr("ds.fix", "One-click fixes", "一键修复"), elem_id="ds-fix", scale=4)
@@ -129,7 +136,8 @@ def build_dataset_tab(ctx: GuiContext) -> None:
             bulk_preview = gr.Button(tr("ds.bulk.preview", "Preview", "预览"), elem_id="ds-bulk-preview")
             bulk_apply = gr.Button(tr("ds.bulk.apply", "Apply", "应用"), variant="primary", elem_id="ds-bulk-apply")
             bulk_undo = gr.Button(tr("ds.bulk.undo", "Undo last bulk change", "撤销上次批量修改"), elem_id="ds-bulk-undo")
-        bulk_table = gr.Dataframe(label=tr("ds.bulk.table", "What will change", "将要修改的内容"), interactive=False,
+        bulk_table = gr.Dataframe(headers=PREVIEW_COLUMNS,
+                                  label=tr("ds.bulk.table", "What will change", "将要修改的内容"), interactive=False,
                                   wrap=True, elem_id="ds-bulk-table")
         cap_status = gr.Markdown(elem_id="ds-cap-status")
     bulk_state = gr.State([])

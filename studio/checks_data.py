@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from studio.check_context import CheckContext
 from studio.findings import Finding, Fix
 from studio.media import MediaInfo
-from studio.preflight import CheckContext
 
 SHOWN = 4  # file names listed in one message
 

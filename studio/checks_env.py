@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from studio.check_context import CheckContext
 from studio.findings import Finding
-from studio.preflight import CheckContext
 from studio.vram_shapes import shape_of
 
 GIB = 1024**3

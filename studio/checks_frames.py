@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
+from studio.check_context import CheckContext
 from studio.findings import Finding, Fix
-from studio.preflight import CheckContext
 
 
 def frames_present(ctx: CheckContext) -> list[Finding]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from studio.check_context import CheckContext
 from studio.findings import Finding, Fix
-from studio.preflight import CheckContext
 from studio.weights_rules import OFFICIAL_CLIP
 
 

@@ -7,8 +7,8 @@ diffusion-pipe 8f83dbf ``train.py`` / ``utils/saver.py`` / ``models/*.py``; musu
 
 from __future__ import annotations
 
+from studio.check_context import CheckContext
 from studio.findings import Finding, Fix
-from studio.preflight import CheckContext
 
 MUSUBI_OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "prodigy")  # backends/musubi_args.py OPTIMIZERS
 

@@ -21,58 +21,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from studio.architectures import Architecture, get_architecture
+from studio import checks_data, checks_env, checks_frames, checks_model, checks_trainer
+from studio.architectures import get_architecture
+from studio.check_context import Check, CheckContext
 from studio.fields import PresetError
 from studio.findings import Finding, sort_findings
 from studio.gpu import GpuInfo
 from studio.media import MediaInfo
 from studio.presets import Preset, resolved
 from studio.settings import Settings
-
-Check = Callable[["CheckContext"], list[Finding]]
-
-
-@dataclass
-class CheckContext:
-    """Everything a check may look at. ``preset`` has machine paths (roots resolved) when they resolve."""
-
-    preset: Preset
-    original: Preset  # as the user wrote it (``${DATA}/...``), for messages and fixes
-    settings: Settings
-    arch: Architecture
-    media: list[MediaInfo] | None  # None = the dataset folder could not be scanned
-    gpus: list[GpuInfo]  # the GPUs this run will use
-    disk_free: Callable[[str], int | None]
-    ram_total: int | None  # bytes
-    cache: dict[str, Any] = field(default_factory=dict)  # shared results (bucket report, VRAM estimate)
-
-    @property
-    def backend(self) -> str:
-        return self.preset.backend
-
-    @property
-    def table(self) -> dict[str, Any]:
-        """The preset's ``[backend.<name>]`` values (read with .get: fields may be added or renamed)."""
-        return self.preset.values.get(f"backend.{self.preset.backend}", {})
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        section, _, key = dotted.rpartition(".")
-        return self.preset.values.get(section, {}).get(key, default)
-
-    def raw(self, dotted: str) -> Any:
-        """The value as written in the preset (before ``${ROOT}`` expansion)."""
-        section, _, key = dotted.rpartition(".")
-        return self.original.values.get(section, {}).get(key)
-
-    def option(self, key: str, default: Any = None) -> Any:
-        return self.table.get(key, default)
-
-    def option_key(self, key: str) -> str:
-        return f"backend.{self.backend}.{key}"
 
 
 def check(preset: Preset, settings: Settings, media: list[MediaInfo] | None = None,
@@ -88,8 +47,6 @@ def check(preset: Preset, settings: Settings, media: list[MediaInfo] | None = No
 
 
 def all_checks() -> list[Check]:
-    from studio import checks_data, checks_env, checks_frames, checks_model, checks_trainer
-
     return [*checks_frames.CHECKS, *checks_trainer.CHECKS, *checks_model.CHECKS, *checks_data.CHECKS,
             *checks_env.CHECKS]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from studio.findings import Fix
-from studio.vram import LOW_MEMORY_OPTIMIZERS, MemorySettings, breakdown_of
+from studio.vram_model import LOW_MEMORY_OPTIMIZERS, MemorySettings, breakdown_of
 from studio.vram_preset import (
     KEY_DP_CKPT_MODE,
     KEY_FP8,

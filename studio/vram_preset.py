@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from studio.architectures import get_architecture
-from studio.vram import MemorySettings
+from studio.vram_model import MemorySettings
 
 # Where each memory setting lives in a preset (auto-fit writes these keys).
 KEY_GRAD_CKPT = "memory.gradient_checkpointing"
