@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from studio.architectures import Architecture
-from studio.buckets import (
+from studio.buckets_common import (
     BucketReport,
     ClipPlan,
     SizeBucket,
