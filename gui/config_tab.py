@@ -187,7 +187,9 @@ def build_config_tab(ctx: GuiContext) -> None:
     backend_dd.input(change_backend, editable, [state, *form_outputs]).then(refresh, editable, view_outputs,
                                                                           **ordered)
     arch_dd.input(change_arch, editable, [state, *form.components]).then(refresh, editable, view_outputs, **ordered)
-    gr.on([c.input for c in (name_tb, notes_tb, *form.components)], refresh, editable, view_outputs, **ordered)
+    # always_last: keystrokes that arrive while a refresh runs are not dropped; the newest value is shown last.
+    gr.on([c.input for c in (name_tb, notes_tb, *form.components)], refresh, editable, view_outputs,
+          trigger_mode="always_last", **ordered)
     save_btn.click(save, editable, [preset_dd, status])
     export_btn.click(export, editable, [export_file, status])
     import_btn.upload(import_file, [import_btn], [state, *form_outputs, status]).then(refresh, editable,

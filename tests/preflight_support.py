@@ -63,11 +63,12 @@ def _install(root: Path, name: str) -> TrainerInstall:
 
 
 def _wan_models(models: Path) -> None:
-    """The files the shipped Wan presets point at, with real headers."""
-    write_safetensors(models / "wan2.1_t2v_1.3B_bf16.safetensors", wan_dit_tensors(dim=1536))
-    write_safetensors(models / "wan2.1_i2v_480p_14B_bf16.safetensors",
+    """The files the shipped Wan presets point at (the catalogue's download locations), with real headers."""
+    comfy = models / "Wan_2.1_ComfyUI_repackaged" / "split_files" / "diffusion_models"
+    write_safetensors(comfy / "wan2.1_t2v_1.3B_bf16.safetensors", wan_dit_tensors(dim=1536))
+    write_safetensors(comfy / "wan2.1_i2v_480p_14B_bf16.safetensors",
                       wan_dit_tensors(dim=5120, in_channels=36, image_attention=True))
-    write_safetensors(models / "umt5-xxl-enc-bf16.safetensors",
+    write_safetensors(models / "WanVideo_comfy" / "umt5-xxl-enc-bf16.safetensors",
                       {"encoder.block.0.layer.0.SelfAttention.q.weight": ("BF16", (4096, 4096))})
     for folder in ("Wan2.1-T2V-1.3B", "Wan2.1-I2V-14B-480P"):
         base = models / folder

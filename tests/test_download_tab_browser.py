@@ -79,11 +79,13 @@ def test_download_cancel_resume_fill_and_check(app_server, browser, page, tmp_pa
     expect(job(page, KIJAI, "done")).to_be_visible()  # survives a reload
 
     choose(page, "dl-set", KIJAI, re.compile(f"^{KIJAI} "))
-    choose(page, "dl-preset", "diffusion-pipe-wan21-t2v-1.3b", "diffusion-pipe-wan21-t2v-1.3b-24gb")
+    # The shipped 1.3B preset already names the catalogue's files; the 14B one leaves llm_path empty, so this fills it.
+    preset_name = "diffusion-pipe-wan21-t2v-14b-24gb-min-vram"
+    choose(page, "dl-preset", "diffusion-pipe-wan21-t2v-14b", preset_name)
     page.locator("#dl-fill").click()
     expect(page.locator("#dl-fill-result")).to_contain_text("WanVideo_comfy/umt5-xxl-enc-bf16.safetensors")
-    expect(page.locator("#dl-check-result")).to_contain_text("model.dit")  # the transformer is not downloaded yet
-    saved = load_preset(app_server.home / "presets" / "diffusion-pipe-wan21-t2v-1.3b-24gb.toml", backend_fields())
+    expect(page.locator("#dl-check-result")).to_contain_text("ckpt_path")  # the 14B folder is not downloaded yet
+    saved = load_preset(app_server.home / "presets" / f"{preset_name}.toml", backend_fields())
     assert saved.get("model.text_encoder") == "${MODELS}/WanVideo_comfy/umt5-xxl-enc-bf16.safetensors"
 
     page.locator("#dl-check").click()

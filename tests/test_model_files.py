@@ -119,6 +119,9 @@ def test_user_catalogue_adds_sets_and_may_not_shadow_shipped_ones(studio_home):
 
 def test_fill_writes_models_relative_paths_for_the_presets_trainer(settings):
     base = load_preset(PRESETS / "diffusion-pipe-wan21-t2v-1.3b-24gb.toml", FIELDS)
+    # The shipped preset already names the catalogue locations; start from a user's own flat models folder.
+    base.values["model"].update(dit="${MODELS}/wan2.1_t2v_1.3B_bf16.safetensors",
+                                text_encoder="${MODELS}/umt5-xxl-enc-bf16.safetensors")
     filled = fill_preset_paths(base, "wan21-comfy-t2v-1.3b-bf16", settings)
     filled = fill_preset_paths(filled, "kijai-umt5-enc-bf16", settings)
     filled = fill_preset_paths(filled, "wan21-t2v-1.3b-ckpt", settings)
