@@ -72,13 +72,16 @@ def build_config_tab(ctx: GuiContext) -> None:
         fix_btn = gr.Button(tr("cfg.apply_fix", "Apply fix", "应用修复"), elem_id="cfg-apply-fix", scale=1)
 
     form = PresetForm()
+    section_findings: dict[str, gr.Markdown] = {}  # findings repeated beside the fields they concern
     with gr.Row():
         with gr.Column(scale=3):
             for section in COMMON_SECTIONS:
                 en, zh = SECTION_TITLES[section]
                 with gr.Accordion(tr(f"cfg.section.{section}", en, zh), open=section in OPEN_SECTIONS):
+                    section_findings[section] = gr.Markdown(elem_id=f"cfg-findings-{section}")
                     form.add((f for f in COMMON_FIELDS if f.section == section), first)
             with gr.Accordion(tr("cfg.section.backend", "Trainer-specific options", "训练器专用选项"), open=False):
+                section_findings["backend"] = gr.Markdown(elem_id="cfg-findings-backend")
                 for name in backend_names():
                     form.add(fields[name], first)
         with gr.Column(scale=2):
@@ -89,7 +92,7 @@ def build_config_tab(ctx: GuiContext) -> None:
                                     interactive=False, elem_id="cfg-commands", lines=12, max_lines=40)
 
     form_outputs = [backend_dd, arch_dd, name_tb, notes_tb, *form.components]
-    view_outputs = [files_code, commands_code, findings_md, fix_dd]
+    view_outputs = [files_code, commands_code, findings_md, fix_dd, *section_findings.values()]
     editable = {state, backend_dd, arch_dd, name_tb, notes_tb, *form.components}
 
     def current(data: dict[Any, Any]) -> tuple[Preset, list[PresetError]]:
@@ -111,7 +114,10 @@ def build_config_tab(ctx: GuiContext) -> None:
     def refresh(data: dict[Any, Any]) -> list[Any]:
         preset, errors = current(data)
         if errors:
-            return [gr.update(), gr.update(), _errors_markdown(errors), gr.update(choices=[], value=None)]
+            by_section = [_errors_markdown([e for e in errors if _section_of(e.field) == name])
+                          for name in section_findings]
+            return [gr.update(), gr.update(), _errors_markdown(errors), gr.update(choices=[], value=None),
+                    *by_section]
         preview = preview_plan(preset, ctx.settings)
         findings = findings_for(preset, ctx.settings)
         files_text = "\n\n".join(f"# ---- {name} ----\n{text}" for name, text in preview.files.items())
@@ -120,8 +126,9 @@ def build_config_tab(ctx: GuiContext) -> None:
         notes = "\n".join(f"- {n}" for n in preview.notes)
         fixes = [f.action.label for f in findings if f.action]
         placeholder = "# No files: fix the error shown above." if preview.error else ""
+        by_section = [findings_markdown(findings, name) for name in section_findings]
         return [files_text or placeholder, preview.commands, findings_markdown(findings) + ("\n" + notes if notes
-                else ""), gr.update(choices=fixes, value=fixes[0] if fixes else None)]
+                else ""), gr.update(choices=fixes, value=fixes[0] if fixes else None), *by_section]
 
     def load(name: str) -> list[Any]:
         path = library().get(name)
@@ -211,6 +218,10 @@ def _initial_preset(library: dict[str, Path]) -> Preset:
 
 def _arch_choices(backend: str) -> list[tuple[str, str]]:
     return [(arch.label, arch_id) for arch_id, arch in get_backend(backend).architectures.items()]
+
+
+def _section_of(dotted: str) -> str:
+    return "backend" if dotted.startswith("backend.") else dotted.split(".")[0]
 
 
 def _errors_markdown(errors: list[PresetError]) -> str:

@@ -62,6 +62,9 @@ def test_bad_value_is_explained_and_not_saved(app_server, page):
     frames.fill("")
     frames.press_sequentially("1, thirty")  # Gradio's input event follows key presses, not a programmatic fill
     expect(page.locator("#cfg-findings")).to_contain_text(re.compile(r"dataset\.frames.*is not a list"))
+    # ... and beside the field, inside the Dataset section
+    expect(page.locator("#cfg-findings-dataset")).to_contain_text("dataset.frames")
+    expect(page.locator("#cfg-findings-model")).not_to_contain_text("dataset.frames")
     page.locator("#cfg-save").click()
     expect(page.locator("#cfg-status")).to_contain_text("dataset.frames")
     assert not (app_server.home / "presets").exists() or not any((app_server.home / "presets").iterdir())
