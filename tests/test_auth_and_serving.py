@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -99,5 +100,26 @@ def test_running_app_demands_a_login(studio_home, tmp_path):
         form = urllib.parse.urlencode({"username": "ann", "password": "teammate-secret"}).encode()
         with urllib.request.urlopen(server.url + "/login", data=form, timeout=10) as response:
             assert json.loads(response.read()) == {"success": True}
+    finally:
+        stop_app(server)
+
+
+def test_share_link_failure_keeps_the_app_serving_locally(studio_home, tmp_path):
+    """No tunnel can be made here (no frpc binary, outbound traffic sent to a dead proxy): the app must still start,
+    keep its login, and say why there is no link, instead of crashing."""
+    auth = tmp_path / "users.toml"
+    add_user(auth, "ann", "teammate-secret")
+    dead = "http://127.0.0.1:9"
+    server = start_app(studio_home, "--share", "--auth-file", str(auth),
+                       env={"HF_HOME": str(tmp_path / "hf"), "HTTPS_PROXY": dead, "HTTP_PROXY": dead,
+                            "NO_PROXY": "127.0.0.1,localhost"})
+    try:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(server.url + "/gradio_api/info", timeout=10)
+        assert info.value.code == 401
+        deadline = time.monotonic() + 60
+        while "Could not create share link" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "Could not create share link" in server.log()
     finally:
         stop_app(server)
