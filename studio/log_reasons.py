@@ -68,6 +68,7 @@ REASONS: tuple[Reason, ...] = (
        "the trainer was killed by the system (usually out of RAM)"),
 )
 
+LAUNCHER_WRAPPERS = ("CalledProcessError",)
 _LAST_EXCEPTION = re.compile(r"^(?:[\w.]+\.)?(?P<name>[A-Z]\w*(?:Error|Exception|Interrupt))(?::\s*(?P<msg>.*))?$",
                              re.MULTILINE)
 
@@ -82,8 +83,11 @@ def failure_reason(log_tail: str) -> tuple[str, str] | None:
             text = reason.template.format(size_text=f" (tried to allocate {size})" if size else "", **groups)
             return reason.code, _one_line(text)
     exceptions = list(_LAST_EXCEPTION.finditer(log_tail))
-    if exceptions:
-        last = exceptions[-1]
+    # accelerate/deepspeed launchers end with their own CalledProcessError about the child's exit status; the
+    # child's exception printed before it is the cause the user needs.
+    causes = [m for m in exceptions if m.group("name") not in LAUNCHER_WRAPPERS] or exceptions
+    if causes:
+        last = causes[-1]
         return "exception", _one_line(f"{last.group('name')}: {last.group('msg') or ''}".rstrip(": "))
     return None
 

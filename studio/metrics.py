@@ -229,7 +229,10 @@ class MetricsTracker:
             return
         rate = match.group("rate")
         s_per_it = None
-        if rate != "?":
+        # musubi's bar is reset after step 1 (trainer_base.py), so the first update's rate is elapsed-since-reset
+        # noise ("1385.17it/s" on the H100 smoke run): speed and ETA start from step 2.
+        first_update = n == 1
+        if rate != "?" and not first_update:
             value = float(rate)
             s_per_it = value if match.group("unit") == "s/it" else (1.0 / value if value else None)
         loss_match = _AVR_LOSS.search(match.group("postfix"))
@@ -240,7 +243,7 @@ class MetricsTracker:
         if loss_match:
             self._pending.loss = parse_float(loss_match.group(1))
         self._pending.s_per_it = s_per_it
-        self._pending.eta_s = parse_interval(match.group("remaining"))
+        self._pending.eta_s = None if first_update else parse_interval(match.group("remaining"))
         self._show(self._pending, now)
 
     def _ds_loss_line(self, line: str, now: float, records: list[dict[str, Any]]) -> None:

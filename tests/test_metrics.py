@@ -82,7 +82,16 @@ def test_musubi_keeps_the_postfix_redraw_of_each_step():
             "\rsteps:  50%|█████     | 2/4 [00:02<00:02,  1.05it/s, avr_loss=0.4]\n")
     records = [r for r in feed(MetricsTracker("musubi_tuner"), text, chunk=7) if r["kind"] == "step"]
     assert [(r["step"], r["loss"]) for r in records] == [(1, 0.5), (2, 0.4)]
-    assert records[0]["s_per_it"] == pytest.approx(1 / 1.10, rel=1e-4)
+    assert records[1]["s_per_it"] == pytest.approx(1 / 1.05, rel=1e-4)
+
+
+def test_first_step_rate_is_not_a_speed():
+    # musubi resets its bar after step 1, so step 1's rate is noise: "1385.17it/s" on the H100 smoke run
+    text = ("\rsteps:   6%|▌         | 1/18 [00:00<00:00, 1385.17it/s, avr_loss=2.62]"
+            "\rsteps:  11%|█         | 2/18 [00:01<00:25,  1.61s/it, avr_loss=2.55]\n")
+    records = [r for r in feed(MetricsTracker("musubi_tuner"), text) if r["kind"] == "step"]
+    assert records[0]["s_per_it"] is None and records[0]["eta_s"] is None
+    assert records[1]["s_per_it"] == 1.61 and records[1]["eta_s"] == 25
 
 
 def test_musubi_epochs_totals_and_caching_bars():

@@ -133,6 +133,18 @@ def test_unknown_exception_falls_back_to_the_last_exception_line():
     assert failure_reason("Traceback:\nKeyError: 'latents_image'\n") == ("exception", "KeyError: 'latents_image'")
 
 
+def test_launcher_wrapper_does_not_hide_the_trainers_exception():
+    # accelerate launch re-raises the child's exit as CalledProcessError (seen on the H100 smoke run's CPU rehearsal)
+    log = ("Traceback (most recent call last):\n  File \"wan_train_network.py\", line 9\n"
+           "RuntimeError: mat1 and mat2 must have the same dtype\n"
+           "Traceback (most recent call last):\n  File \"accelerate/commands/launch.py\"\n"
+           "subprocess.CalledProcessError: Command '['python', '-m', 'musubi_tuner.wan_train_network']' returned "
+           "non-zero exit status 1.\n")
+    assert failure_reason(log) == ("exception", "RuntimeError: mat1 and mat2 must have the same dtype")
+    only_wrapper = "subprocess.CalledProcessError: Command '['x']' returned non-zero exit status 1.\n"
+    assert failure_reason(only_wrapper)[1].startswith("CalledProcessError")
+
+
 @pytest.mark.parametrize("clean", [
     "steps: 1 loss: 0.0614 iter time (s): 531.283 samples/sec: 0.008\nTRAINING COMPLETE!\n",
     "INFO:musubi_tuner:memory use is fine\nsaving checkpoint: /out/x.safetensors\nmodel saved.\n",
