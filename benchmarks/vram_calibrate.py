@@ -1,4 +1,4 @@
-"""Measure the peak GPU memory of musubi-tuner's real Wan LoRA training step, to calibrate ``studio.vram``.
+"""Measure the peak GPU memory of musubi-tuner's real LoRA training step, to calibrate ``studio.vram``.
 
 This script imports the trainer from a checkout given on the command line (it contains no trainer code). For each
 setting it reproduces what ``wan_train_network.py`` does between loading the DiT and ``optimizer.step()``
@@ -6,7 +6,9 @@ setting it reproduces what ``wan_train_network.py`` does between loading the DiT
 the training loop; ``wan_train_network.py``: ``load_transformer``, ``_call_dit``), with two substitutions that do
 not change memory: the DiT's state dict is random tensors of the real shapes instead of a file read by
 ``load_wan_model`` (same meta-model, dtype cast, fp8 optimisation and ``load_state_dict(assign=True)``), and the
-latent / text-encoder caches are random tensors of the shapes the cache scripts write.
+latent / text-encoder caches are random tensors of the shapes the cache scripts write. HunyuanVideo
+(``hv_train_network.py``) and FramePack (``fpack_train_network.py``) are driven the same way by
+``vram_calibrate_hunyuan.py`` (suites ``hunyuan`` and ``hunyuan-validate``).
 
     python benchmarks/vram_calibrate.py --trainer-src .trainers/musubi-tuner/src --suite wan13 --out calib.json
     python benchmarks/vram_calibrate.py --trainer-src .trainers/musubi-tuner/src --smoke   # CPU, tiny model
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,9 @@ class Setting:
     grad_ckpt_offload: bool = False  # --gradient_checkpointing_cpu_offload
     blocks_to_swap: int = 0  # --blocks_to_swap
     steps: int = 2
-    checkpoint_dtype: str = "bfloat16"  # the DiT file's dtype (the official Wan weights are bf16)
+    checkpoint_dtype: str = "bfloat16"  # the DiT file's dtype (the official Wan / HV / FramePack weights are bf16)
+    window: int = 9  # FramePack --latent_window_size (task "framepack")
+    split_attn: bool = False  # --split_attn (HV: no (L x L) sdpa mask; FramePack: per-sample attention)
 
 
 def _s(name: str, **kw: Any) -> Setting:
@@ -102,11 +107,22 @@ SUITES: dict[str, list[Setting]] = {
         _s("v-14b-81f-480p", task="t2v-14B", frames=81),
     ],
 }
+HUNYUAN_TASKS = ("hv", "framepack")  # suites "hunyuan" and "hunyuan-validate": vram_calibrate_hunyuan.SUITES
 
 
 def tokens_of(setting: Setting) -> int:
     """Latent tokens per sample: VAE 4x temporal (causal first frame), 8x8 spatial, then 1x2x2 patches."""
+    if setting.task in HUNYUAN_TASKS:
+        return _hunyuan_driver().tokens_of(setting)
     return ((setting.frames - 1) // 4 + 1) * (setting.height // 16) * (setting.width // 16)
+
+
+def _hunyuan_driver() -> Any:
+    """benchmarks/vram_calibrate_hunyuan.py, which imports this module by name (also when run as a script)."""
+    sys.modules.setdefault("vram_calibrate", sys.modules[__name__])
+    import vram_calibrate_hunyuan
+
+    return vram_calibrate_hunyuan
 
 
 def import_trainer(trainer_src: str) -> dict[str, Any]:
@@ -131,14 +147,14 @@ def random_state_dict(model: Any, device: Any, dtype: Any, torch: Any) -> dict[s
     Generated on the GPU when there is one (fast) and moved to ``device``, like a file read onto it."""
     gen_device = "cuda" if torch.cuda.is_available() else "cpu"
     state = {}
-    for name, meta in model.state_dict().items():
+    for name, meta in model.state_dict().items():  # made in fp32, then cast (fp8 has no fill/randn kernels)
         if name.endswith(".bias"):
-            tensor = torch.zeros(meta.shape, device=gen_device, dtype=dtype)
+            tensor = torch.zeros(meta.shape, device=gen_device, dtype=torch.float32)
         elif "norm" in name and name.endswith(".weight"):
-            tensor = torch.ones(meta.shape, device=gen_device, dtype=dtype)
+            tensor = torch.ones(meta.shape, device=gen_device, dtype=torch.float32)
         else:
-            tensor = (torch.randn(meta.shape, device=gen_device, dtype=torch.float32) * 0.02).to(dtype)
-        state[name] = tensor.to(device)
+            tensor = torch.randn(meta.shape, device=gen_device, dtype=torch.float32) * 0.02
+        state[name] = tensor.to(dtype).to(device)
     return state
 
 
@@ -180,15 +196,24 @@ def build(mods: dict[str, Any], setting: Setting, device: Any, torch: Any) -> tu
     """DiT + LoRA + optimizer, in the order trainer_base.train() sets them up."""
     config = mods["WAN_CONFIGS"][setting.task]
     model = load_dit(mods, config, setting, device, torch)
+    return (config, *prepare_for_training(model, setting, device, torch, network_module=mods["lora_wan"],
+                                          swap_config_class=mods["BlockSwapConfig"]))
+
+
+def prepare_for_training(model: Any, setting: Setting, device: Any, torch: Any, *, network_module: Any,
+                         swap_config_class: Any, cast_to: Any = None) -> tuple[Any, Any, Any]:
+    """trainer_base.py after the DiT is loaded: ``_load_dit_and_swap`` (eval, frozen, block swap),
+    ``_build_network`` (LoRA, checkpointing), ``_build_optimizer_and_dataloader`` and ``_prepare_with_accelerator``
+    (the fp8 cast ``cast_to`` when the loader left the weights in the file's dtype, the DiT to the GPU)."""
     model.eval()
     model.requires_grad_(False)
     swap_args = argparse.Namespace(gradient_checkpointing=setting.grad_ckpt)
     if setting.blocks_to_swap > 0:
         model.enable_block_swap(setting.blocks_to_swap,
-                                mods["BlockSwapConfig"].from_args(swap_args, device, supports_backward=True))
+                                swap_config_class.from_args(swap_args, device, supports_backward=True))
         model.move_to_device_except_swap_blocks(device)
-    network = mods["lora_wan"].create_arch_network(1.0, setting.rank, float(setting.rank), None, None, model,
-                                                   neuron_dropout=None)
+    network = network_module.create_arch_network(1.0, setting.rank, float(setting.rank), None, None, model,
+                                                 neuron_dropout=None)
     network.apply_to(None, model, apply_text_encoder=False, apply_unet=True)
     if setting.grad_ckpt:
         model.enable_gradient_checkpointing(setting.grad_ckpt_offload)
@@ -196,6 +221,8 @@ def build(mods: dict[str, Any], setting: Setting, device: Any, torch: Any) -> tu
     network.to(device)  # accelerator.prepare(network); LoRA stays fp32 (network_dtype)
     params, _ = network.prepare_optimizer_params(unet_lr=1e-4)
     optimizer = make_optimizer(setting.optimizer, params, torch)
+    if cast_to is not None:
+        model.to(cast_to)
     if setting.blocks_to_swap > 0:
         model.move_to_device_except_swap_blocks(device)
         model.prepare_block_swap_before_forward()
@@ -203,7 +230,7 @@ def build(mods: dict[str, Any], setting: Setting, device: Any, torch: Any) -> tu
         model.to(device)
     model.train() if setting.grad_ckpt else model.eval()
     network.prepare_grad_etc(model)
-    return config, model, network, optimizer
+    return model, network, optimizer
 
 
 def make_optimizer(kind: str, params: Any, torch: Any) -> Any:
@@ -215,9 +242,9 @@ def make_optimizer(kind: str, params: Any, torch: Any) -> Any:
     return torch.optim.AdamW(params, lr=1e-4)
 
 
-def train_step(config: Any, model: Any, network: Any, optimizer: Any, setting: Setting, device: Any,
-               torch: Any) -> float:
+def train_step(objects: tuple[Any, ...], setting: Setting, device: Any, torch: Any, mods: dict[str, Any]) -> float:
     """One step of the training loop: noise, DiT forward under autocast, flow-matching MSE, backward, clip, step."""
+    config, model, network, optimizer = objects
     lat_f, lat_h, lat_w = (setting.frames - 1) // 4 + 1, setting.height // 8, setting.width // 8
     b = setting.batch
     latents = torch.randn(b, 16, lat_f, lat_h, lat_w, device=device)  # network_dtype fp32, as _call_dit casts
@@ -249,13 +276,45 @@ def train_step(config: Any, model: Any, network: Any, optimizer: Any, setting: S
     return float(loss.detach())
 
 
+def family_of(setting: Setting) -> str:
+    return "hunyuan" if setting.task in HUNYUAN_TASKS else "wan"
+
+
+def driver_for(setting: Setting) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., float]]:
+    """(build, train step) of the setting's model family; both take that family's imported modules."""
+    if family_of(setting) == "hunyuan":
+        hunyuan = _hunyuan_driver()
+        return hunyuan.build, hunyuan.train_step
+    return build, train_step
+
+
+def import_families(trainer_src: str, settings: list[Setting], *, smoke: bool, torch: Any) -> dict[str, Any]:
+    """The trainer modules of each model family the settings use (tiny configs for --smoke)."""
+    mods: dict[str, Any] = {}
+    families = {family_of(s) for s in settings}
+    if "wan" in families:
+        if smoke and not torch.cuda.is_available():
+            # wan/modules/t5.py evaluates torch.cuda.current_device() as a default argument at import time.
+            torch.cuda.current_device = lambda: 0
+        mods["wan"] = import_trainer(trainer_src)
+        if smoke:
+            shrink_configs(mods["wan"])
+    if "hunyuan" in families:
+        mods["hunyuan"] = _hunyuan_driver().import_hunyuan(trainer_src)
+        if smoke:
+            _hunyuan_driver().shrink_for_smoke(mods["hunyuan"], torch)
+    return mods
+
+
 def measure(mods: dict[str, Any], setting: Setting, device: Any, torch: Any) -> dict[str, Any]:
     record: dict[str, Any] = {**asdict(setting), "tokens": tokens_of(setting), "status": "ok"}
     cuda = device.type == "cuda"
     started = time.perf_counter()
     objects: tuple[Any, ...] = ()
+    build_fn, step_fn = driver_for(setting)
+    family_mods = mods[family_of(setting)]
     try:
-        objects = build(mods, setting, device, torch)
+        objects = build_fn(family_mods, setting, device, torch)
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -263,7 +322,7 @@ def measure(mods: dict[str, Any], setting: Setting, device: Any, torch: Any) -> 
         step_times, losses = [], []
         for _ in range(setting.steps):
             t0 = time.perf_counter()
-            losses.append(train_step(*objects, setting, device, torch))
+            losses.append(step_fn(objects, setting, device, torch, family_mods))
             if cuda:
                 torch.cuda.synchronize()
             step_times.append(time.perf_counter() - t0)
@@ -303,9 +362,16 @@ def smoke_settings() -> list[Setting]:
     """Tiny CPU run: every code path (fp8 scaled, no checkpointing, I2V) on a 2-block model with small shapes."""
     # fp32 weights: CPU autocast cannot run musubi's fp32 time-embedding region over bf16 weights.
     base = Setting(name="smoke", frames=5, width=64, height=64, optimizer="adamw", steps=1, checkpoint_dtype="float32")
+    # Plain fp8 (e4m3fn LayerNorm weights) needs CUDA autocast, which runs layer_norm in fp32; the CPU's does not.
+    hv, fp = replace(base, name="smoke-hv", task="hv"), replace(base, name="smoke-fp", task="framepack", frames=37)
     return [base, replace(base, name="smoke-nogc", grad_ckpt=False),
             replace(base, name="smoke-fp8s", fp8_base=True, fp8_scaled=True),
-            replace(base, name="smoke-i2v", task="i2v-14B"), replace(base, name="smoke-a14b", task="t2v-A14B")]
+            replace(base, name="smoke-i2v", task="i2v-14B"), replace(base, name="smoke-a14b", task="t2v-A14B"),
+            hv, replace(hv, name="smoke-hv-nogc", grad_ckpt=False), replace(hv, name="smoke-hv-split", split_attn=True,
+                                                                               batch=2),
+            replace(hv, name="smoke-hv-b2-offload", batch=2, grad_ckpt_offload=True),
+            fp, replace(fp, name="smoke-fp-fp8s", fp8_base=True, fp8_scaled=True),
+            replace(fp, name="smoke-fp-split", split_attn=True, batch=2), replace(fp, name="smoke-fp-w5", window=5)]
 
 
 def shrink_configs(mods: dict[str, Any]) -> None:
@@ -324,7 +390,8 @@ def print_table(records: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainer-src", required=True, help="musubi-tuner's src folder (contains musubi_tuner/)")
-    parser.add_argument("--suite", action="append", choices=sorted(SUITES), default=[], help="repeatable")
+    suites = {**SUITES, **_hunyuan_driver().SUITES}
+    parser.add_argument("--suite", action="append", choices=sorted(suites), default=[], help="repeatable")
     parser.add_argument("--only", action="append", default=[], help="run only settings with these names")
     parser.add_argument("--out", default="vram_calibration.json", help="JSON file the records are written to")
     parser.add_argument("--budget-s", type=float, default=540.0, help="skip settings once this much time is spent")
@@ -337,20 +404,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    if args.smoke and not torch.cuda.is_available():
-        # wan/modules/t5.py evaluates torch.cuda.current_device() as a default argument at import time.
-        torch.cuda.current_device = lambda: 0
-    mods = import_trainer(args.trainer_src)
     if args.smoke:
-        shrink_configs(mods)
         settings, device = smoke_settings(), torch.device("cpu")
     else:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA GPU: run with --smoke to check the code paths on the CPU")
-        settings = [s for suite in (args.suite or ["wan13"]) for s in SUITES[suite]]
+        settings = [s for suite in (args.suite or ["wan13"]) for s in suites[suite]]
         device = torch.device("cuda")
     if args.only:
         settings = [s for s in settings if s.name in args.only]
+    mods = import_families(args.trainer_src, settings, smoke=args.smoke, torch=torch)
     report: dict[str, Any] = {"host": host_facts(torch), "records": []}
     started = time.perf_counter()
     for setting in settings:

@@ -60,6 +60,9 @@ def settings_from_preset(preset: Any) -> MemorySettings:
         blocks_to_swap=int(preset.get("memory.blocks_to_swap")),
         both_experts_on_gpu=both_experts,
         window=int(table.get("latent_window_size") or 9),
+        # musubi's attention backend (diffusion-pipe's HunyuanVideo builds no (L x L) mask, so the default fits it)
+        attention=str(table.get("attention") or "sdpa") if preset.backend == "musubi_tuner" else "sdpa",
+        split_attn=bool(table.get("split_attn", False)),
     )
 
 

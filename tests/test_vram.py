@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from preflight_support import card, shipped, with_values
 
-from studio.vram import MemorySettings, breakdown_of, estimate, estimate_settings, usable_gib, verdict_for
+from studio.vram import GIB, MemorySettings, breakdown_of, estimate, estimate_settings, usable_gib, verdict_for
 from studio.vram_autofit import cheapest_change, largest_frames, largest_resolution, total_gib
 from studio.vram_shapes import SHAPES
 
@@ -33,7 +33,11 @@ def _fit_module():
     ("wan2.1-t2v-1.3b", 1.419, 1.367),  # docs/reference gradio-and-vram.md 2.1 (from wan/modules/model.py)
     ("wan2.1-t2v-14b", 14.29, 4.79),
     ("wan2.1-i2v-14b", 16.4, 5.61),
-    ("hunyuan-video", 12.7, None),  # "13B"; main blocks about 12.5 B
+    # musubi's own meta-models (hunyuan_model/models.py load_dit_model, frame_pack/hunyuan_video_packed.py
+    # HunyuanVideoTransformer3DModelPacked under init_empty_weights; LoRA: networks/lora.py, lora_framepack.py
+    # applied to them, 240 and 440 modules): 12,821,012,544 and 12,874,314,816 parameters.
+    ("hunyuan-video", 12.821, 3.6864),
+    ("framepack", 12.874, 4.3008),
 ])
 def test_parameter_counts_match_the_published_model_sizes(arch, params_b, lora_per_rank_m):
     shape = SHAPES[arch]
@@ -46,6 +50,24 @@ def test_tokens_follow_the_vae_and_patch_strides():
     assert SHAPES["wan2.1-t2v-1.3b"].tokens(81, 832, 480) == 32760  # 21 latent frames x 30 x 52
     assert SHAPES["wan2.1-t2v-14b"].tokens(1, 1024, 1024) == 4096
     assert SHAPES["ltx-video"].tokens(97, 768, 512) == 13 * 16 * 24
+
+
+def test_hunyuan_block_kinds_match_musubis_meta_model():
+    """Per block, from musubi's models (see above): double-stream 339,831,296, single-stream 141,591,808."""
+    (doubles, double, _), (singles, single, _) = SHAPES["hunyuan-video"].block_kinds()
+    assert (doubles, singles) == (20, 40)
+    assert double == pytest.approx(339_831_296, rel=1e-3) and single == pytest.approx(141_591_808, rel=1e-3)
+
+
+def test_framepack_section_tokens_are_what_the_calibration_fed_the_model():
+    """The 2x / 4x clean latents are padded to their kernels: 960x544 has 23,490 tokens, not 11.5 frames' 23,460."""
+    runs = {r["name"]: r for name in ("vram_hunyuan_h100.json", "vram_hunyuan_validate_h100.json")
+            for r in json.loads((ROOT / "benchmarks" / "data" / name).read_text())["records"]}
+    for name in ("fp-37f-640sq-fp8s", "v-fp-37f-960x544-fp8s-swap23", "v-fp-21f-640sq-w5-fp8s"):
+        run = runs[name]
+        ms = MemorySettings("musubi_tuner", "framepack", run["frames"], run["width"], run["height"],
+                            window=run["window"])
+        assert ms.tokens() == run["tokens"], name
 
 
 # Accuracy against the measurements ------------------------------------------------------------------------------
@@ -74,7 +96,8 @@ def test_the_shipped_constants_are_what_the_measurements_fit():
 
 
 def test_measurement_files_are_complete_calibration_records():
-    for name in ("vram_wan13_h100.json", "vram_wan14_h100.json", "vram_validate_h100.json"):
+    for name in ("vram_wan13_h100.json", "vram_wan14_h100.json", "vram_validate_h100.json", "vram_hunyuan_h100.json",
+                 "vram_hunyuan_validate_h100.json"):
         report = json.loads((ROOT / "benchmarks" / "data" / name).read_text())
         assert report["host"]["gpu"].startswith("NVIDIA")
         assert all(r["status"] == "ok" for r in report["records"])
@@ -185,3 +208,121 @@ def test_estimate_reads_a_real_preset_and_serialises(tmp_path):
     assert result.verdict == "fits" and result.gpu_gib == 24
     assert result.tokens == 13 * 30 * 52  # 49 frames at 832x480
     json.dumps(result.to_dict())
+
+
+# HunyuanVideo / FramePack (benchmarks/data/vram_hunyuan*_h100.json) ---------------------------------------------
+
+
+HV = MemorySettings("musubi_tuner", "hunyuan-video", 33, 960, 544, fp8=True)
+FP = MemorySettings("musubi_tuner", "framepack", 37, 640, 640, fp8=True, fp8_scaled=True)
+
+
+def _hunyuan_rows(set_name: str) -> dict[str, dict]:
+    return {r["name"]: r for r in _fit_module().error_rows() if r["set"] == set_name}
+
+
+def _run(name: str) -> dict:
+    """One record of the HunyuanVideo / FramePack fitting runs."""
+    return next(r for r in _fit_module().load_records("vram_hunyuan_h100.json") if r["name"] == name)
+
+
+def test_hunyuan_estimates_meet_the_target_on_fitted_and_held_out_runs():
+    for set_name in ("hunyuan", "hv-valid"):
+        rows = _hunyuan_rows(set_name)
+        assert len(rows) >= 11
+        totals = [abs(r["total_error"]) for r in rows.values()]
+        allocated = [abs(r["alloc_error"]) for r in rows.values()]
+        assert statistics.median(totals) <= 0.05 and max(totals) <= 0.10, set_name
+        assert statistics.median(allocated) <= 0.05 and max(allocated) <= 0.10, set_name
+
+
+def test_the_hunyuan_constants_are_what_the_measurements_fit():
+    module = _fit_module()
+    fitted = module.fit_hunyuan(module.load_records(module.HUNYUAN_FILE))
+    from studio.vram import MUSUBI
+
+    for name in module.HUNYUAN_FITTED:
+        assert fitted[name] == pytest.approx(getattr(MUSUBI, name), rel=0.05), name
+
+
+def test_musubi_swaps_hunyuan_double_and_single_blocks_in_its_own_split():
+    """hunyuan_model/models.py enable_block_swap: N // 2 double and (N - N // 2) * 2 + 1 single blocks."""
+    shape = SHAPES["hunyuan-video"]
+    assert shape.swapped_blocks(20) == [10, 21] and shape.swapped_blocks(23) == [11, 25]
+    assert shape.swapped_blocks(0) == [0, 0] and SHAPES["wan2.1-t2v-14b"].swapped_blocks(20) == [20]
+    (_, double, _), (_, single, _) = shape.block_kinds()
+    saved = breakdown_of(HV)["base weights"] - breakdown_of(replace(HV, blocks_to_swap=20))["base weights"]
+    assert saved * GIB == pytest.approx(10 * double + 21 * single)  # fp8: 1 byte per parameter
+    # Measured: the weights left on the GPU after loading (setup, minus the fp32 LoRA) with 20 swapped blocks.
+    run = _run("hv-33f-544x960-fp8-swap20")
+    lora = shape.lora_params_per_rank() * 32 * 4 / GIB
+    assert breakdown_of(replace(HV, blocks_to_swap=20))["base weights"] == pytest.approx(
+        run["setup_alloc_gib"] - lora, rel=0.02)
+    # diffusion-pipe keeps the average block (its own offloader, not measured)
+    dp = replace(HV, trainer="diffusion_pipe")
+    dp_saved = breakdown_of(dp)["base weights"] - breakdown_of(replace(dp, blocks_to_swap=20))["base weights"]
+    assert dp_saved * GIB == pytest.approx(20 * shape.blocks_params() / 60 * (1 + 4 / 64))
+
+
+def test_framepack_fp8_scaled_keeps_the_modulation_weights_in_bf16():
+    """FP8_OPTIMIZATION_EXCLUDE_KEYS = ["norm"] skips norm1.linear / norm1_context.linear / norm.linear (3.4 B)."""
+    skipped = sum(count * kept for count, _, kept in SHAPES["framepack"].block_kinds())
+    assert skipped / 1e9 == pytest.approx(3.40, rel=0.01)
+    plain = breakdown_of(replace(FP, fp8_scaled=False))["base weights"]
+    assert breakdown_of(FP)["base weights"] > plain + 3.0  # 3.4 B at 2 instead of 1 byte (+ scales, bf16 rest)
+    # HunyuanVideo's and Wan's fp8_scaled exclusions stay out of the blocks' big Linear layers
+    assert all(kept == 0 for _, _, kept in SHAPES["hunyuan-video"].block_kinds())
+    run = _run("fp-37f-640sq-fp8s")
+    lora = SHAPES["framepack"].lora_params_per_rank() * 32 * 4 / GIB
+    assert breakdown_of(FP)["base weights"] == pytest.approx(run["setup_alloc_gib"] - lora, rel=0.02)
+
+
+def test_context_tokens_join_the_video_tokens():
+    """HV: 256 padded LLM tokens; FramePack: 729 SigLIP tokens + the caption, cropped only at batch 1 without
+    split_attn (hunyuan_video_packed.py forward), else padded to 512."""
+    assert HV.sequence_tokens() == HV.tokens() + 256
+    assert FP.sequence_tokens() == FP.tokens() + 729 + 128
+    assert replace(FP, batch=2, split_attn=True).sequence_tokens() == FP.tokens() + 729 + 512
+    wan = MemorySettings("musubi_tuner", "wan2.1-t2v-14b", 33, 832, 480)
+    assert wan.sequence_tokens() == wan.tokens()  # cross-attended text is not in the sequence
+
+
+def test_hunyuan_sdpa_mask_grows_with_the_square_of_the_sequence_and_only_where_musubi_builds_it():
+    mask = breakdown_of(HV)["sdpa attention mask"]
+    assert mask * GIB == pytest.approx(3 * (18360 + 256) ** 2)
+    longer = breakdown_of(replace(HV, frames=65))["sdpa attention mask"]  # 17 instead of 9 latent frames
+    assert longer / mask == pytest.approx(((17 * 34 * 60 + 256) / (9 * 34 * 60 + 256)) ** 2)
+    no_masks = (replace(HV, split_attn=True), replace(HV, attention="flash_attn"), replace(HV, trainer="diffusion_pipe"),
+                FP)
+    for no_mask in no_masks:
+        assert "sdpa attention mask" not in breakdown_of(no_mask)
+    # Measured: the unsplit run holds 0.88 GiB more than the --split_attn run at the same size.
+    measured = _run("hv-33f-544x960-fp8")["peak_alloc_gib"] - _run("hv-33f-544x960-fp8-split")["peak_alloc_gib"]
+    assert mask == pytest.approx(measured, rel=0.15)
+
+
+def test_the_preset_attention_settings_reach_the_memory_model():
+    base = estimate(shipped("musubi-hunyuan-video-24gb"), gpu_gib=24)
+    split = estimate(shipped("musubi-hunyuan-video-24gb", backend__musubi_tuner__split_attn=True), gpu_gib=24)
+    assert "sdpa attention mask" in base.breakdown and "sdpa attention mask" not in split.breakdown
+
+
+def test_framepack_plain_fp8_without_swap_must_hold_the_bf16_model_while_loading():
+    """load_packed_model ignores dit_weight_dtype: with no swapped block the bf16 file goes onto the GPU and
+    _prepare_with_accelerator casts it to fp8 afterwards. A small bucket trains in ~15 GiB but cannot load on 24."""
+    small = MemorySettings("musubi_tuner", "framepack", 37, 320, 320, fp8=True)
+    result = estimate_settings(small, usable=24.0)
+    assert result.verdict == "wont_fit" and result.total_gib > 24.0
+    assert result.breakdown["bf16 weights while loading (before the fp8 cast)"] > 5
+    for loads_fine in (replace(small, blocks_to_swap=10), replace(small, fp8_scaled=True), replace(small, fp8=False)):
+        assert "bf16 weights while loading (before the fp8 cast)" not in breakdown_of(loads_fine)
+    assert estimate_settings(replace(small, blocks_to_swap=10), usable=24.0).verdict == "fits"
+
+
+def test_shipped_hunyuan_presets_leave_the_measured_margin():
+    """The presets' settings were measured (with 20 / 23 swapped blocks): HV 17.2 GiB, FramePack 21.3 GiB on an
+    H100. The shipped swap counts keep the estimate at most 86% of a 24 GiB card."""
+    for name, swap in (("musubi-hunyuan-video-24gb", 10), ("musubi-framepack-24gb", 26)):
+        preset = shipped(name)
+        assert preset.get("memory.blocks_to_swap") == swap
+        assert estimate(preset, gpu_gib=24).total_gib <= 0.86 * 24, name
